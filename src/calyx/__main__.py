@@ -1,0 +1,3 @@
+from calyx.cli.main import entry
+
+entry()

@@ -1,0 +1,1 @@
+"""The ``calyx`` command line: a thin layer over the library."""
