@@ -1,0 +1,56 @@
+"""``make bench``: run the benchmarks and write ``bench/results/*.md``.
+
+    python bench/run.py [--only library|recordings] [--instruments piano,celli] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import library, recordings
+from bench._common import write_result
+from calyx import datasets
+from calyx.core.audio import read_audio
+
+
+def recording_sets(quick: bool) -> dict[str, list[recordings.Clip]]:
+    chorales = datasets.chorales()
+    if quick:
+        chorales = chorales[:2]
+    sets: dict[str, list[recordings.Clip]] = {"chorales, piano": [], "chorales, string quartet": []}
+    for ch in chorales:
+        y, sr = recordings.excerpt(str(ch.piano_mono_wav))
+        sets["chorales, piano"].append(recordings.Clip(ch.name, y, sr, str(ch.notes_csv)))
+        y, sr = recordings.excerpt(str(ch.quartet_mono_wav))
+        sets["chorales, string quartet"].append(recordings.Clip(ch.name, y, sr, str(ch.notes_csv)))
+    y, sr = read_audio(datasets.speech_clip())
+    sets["speech"] = [recordings.Clip("arctic_a0009", y.mean(axis=0, keepdims=True), sr, speech=True)]
+    return sets
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--only", choices=("library", "recordings"))
+    p.add_argument("--instruments", help="comma-separated keys of bench.library.INSTRUMENTS")
+    p.add_argument("--quick", action="store_true", help="a subset of notes and clips (for a smoke run)")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    cache = datasets.data_root().parent / "cache"
+    if args.only in (None, "library"):
+        insts = tuple(args.instruments.split(",")) if args.instruments else None
+        text = library.run(datasets.soundfont_path(), instruments=insts, cache=cache, quick=args.quick)
+        print(f"wrote {write_result('library.md', text)}")
+    if args.only in (None, "recordings"):
+        text = recordings.run(recording_sets(args.quick))
+        print(f"wrote {write_result('recordings.md', text)}")
+    print(f"benchmarks done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
