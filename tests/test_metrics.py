@@ -225,3 +225,25 @@ def test_cli_eval_missing_file_is_a_clear_error(tmp_path, capsys) -> None:
     assert main(["eval", str(tmp_path / "nope.wav"), str(tmp_path / "nope2.wav")]) == 2
     err = capsys.readouterr().err
     assert "nope.wav" in err and "no such audio file" in err
+
+
+def test_lmd_of_an_opus_round_trip_of_a_real_piano_note_matches_librosa() -> None:
+    """Acceptance: ``calyx eval`` on an Opus 12 kbps round trip of a real piano note is within 2 % of
+    an independent (librosa-based) implementation of the definition."""
+    import shutil
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from calyx.baselines import run_codec
+
+    if shutil.which("opusenc") is None or shutil.which("opusdec") is None:
+        pytest.fail("opus-tools missing: `make test` installs it (scripts/install-system-deps.sh)")
+    path = Path(__file__).parent / "data" / "piano-excerpt" / "piano_mf_60.flac"
+    y, sr = sf.read(path, always_2d=True)
+    ref = y.T
+    dec = run_codec("opus12", ref, sample_rate=sr).decoded
+    ours = lmd(ref, dec, sample_rate=sr)
+    theirs = float(np.mean([lmd_librosa(ref[c], dec[c], sr) for c in range(ref.shape[0])]))
+    assert ours > 0.05  # a lossy round trip, not a copy
+    assert ours == pytest.approx(theirs, rel=0.02)
