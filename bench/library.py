@@ -94,6 +94,11 @@ def baseline_rows(lib: Library) -> list[Row]:
     return rows
 
 
+def _zone(source: str) -> str:
+    """The preset/instrument/sample part of a note's provenance, without the file name."""
+    return source.split(" [", 1)[-1]
+
+
 def sf3_row(sf2: Path, inst: Instrument, lib: Library, cache: Path) -> Row | str:
     """SF3 (sf3convert -s -p PROGRAM -z) of the preset, decoded by our SF3 reader, note by note."""
     if inst.sf3_program is None:
@@ -113,11 +118,11 @@ def sf3_row(sf2: Path, inst: Instrument, lib: Library, cache: Path) -> Row | str
         sf3 = load_library(out, preset=inst.presets[0])
     except Exception as exc:
         return f"SF3 file written ({out.stat().st_size} bytes) but not readable: {exc}"
-    by_source = {n.source.split("::")[-1]: n for n in sf3.notes}
+    by_source = {_zone(n.source): n for n in sf3.notes}
     lmds, lsds, durs = [], [], []
     t0 = time.perf_counter()
     for n in lib.notes:
-        m = by_source.get(n.source.split("::")[-1])
+        m = by_source.get(_zone(n.source))
         if m is None:
             continue
         ref, test = n.load(), m.load()
