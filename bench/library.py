@@ -158,7 +158,7 @@ CALYX_ROWS: list[Callable[[Library], list[Row]]] = []
 
 def _resynthesis_rows(lib: Library) -> list[Row]:
     try:
-        from bench.calyx_rows import analysis_rows
+        from bench.calyx_analysis import analysis_rows
     except ImportError:
         return []
     return analysis_rows(lib)
