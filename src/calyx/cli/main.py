@@ -68,7 +68,7 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Argu
     import importlib
 
     found = []
-    for name in ("calyx.cli.library_cmds", "calyx.cli.events_cmds", "calyx.cli.report_cmds"):
+    for name in ("calyx.cli.library_cmds", "calyx.cli.events_cmds", "calyx.cli.events_edit_cmds", "calyx.cli.report_cmds", "calyx.cli.synth_cmds"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
