@@ -85,7 +85,7 @@ CALYX_RESULTS: list[Callable[[Clip], list[ClipResult]]] = []
 
 def _event_rows(clip: Clip) -> list[ClipResult]:
     try:
-        from bench.calyx_rows import event_results
+        from bench.calyx_events import event_results
     except ImportError:
         return []
     return event_results(clip)
@@ -121,7 +121,7 @@ def run(sets: dict[str, list[Clip]]) -> str:
     missing = missing_tools_message()
     if missing:
         parts += ["", f"**Missing codec tools:** {missing}"]
-    extra_keys = ("onset_f1", "note_f1", "events_per_note", "pesq_wb", "stoi")
+    extra_keys = ("onset_f1", "note_f1", "events_per_note", "pesq_wb", "stoi", "lmd_pursuit")
     for set_name, clips in sets.items():
         results: list[ClipResult] = []
         failures: list[str] = []
