@@ -1,21 +1,26 @@
 """``make bench``: run the benchmarks and write ``bench/results/*.md``.
 
-    python bench/run.py [--only library|recordings] [--instruments piano,celli] [--quick]
+    python bench/run.py [--only library|recordings|synth] [--instruments piano,celli] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
+# One thread per process: "per core" figures must not borrow a second core through BLAS threads.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import library, recordings
-from bench._common import write_result
-from calyx import datasets
-from calyx.core.audio import read_audio
+from bench import library, recordings, synth  # noqa: E402
+from bench._common import write_result  # noqa: E402
+from calyx import datasets  # noqa: E402
+from calyx.core.audio import read_audio  # noqa: E402
 
 
 def recording_sets(quick: bool) -> dict[str, list[recordings.Clip]]:
@@ -35,7 +40,7 @@ def recording_sets(quick: bool) -> dict[str, list[recordings.Clip]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--only", choices=("library", "recordings"))
+    p.add_argument("--only", choices=("library", "recordings", "synth"))
     p.add_argument("--instruments", help="comma-separated keys of bench.library.INSTRUMENTS")
     p.add_argument("--quick", action="store_true", help="a subset of notes and clips (for a smoke run)")
     args = p.parse_args(argv)
@@ -48,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "recordings"):
         text = recordings.run(recording_sets(args.quick))
         print(f"wrote {write_result('recordings.md', text)}")
+    if args.only in (None, "synth"):
+        text = synth.run(cache=cache, quick=args.quick)
+        print(f"wrote {write_result('synth.md', text)}")
     print(f"benchmarks done in {time.perf_counter() - t0:.0f} s")
     return 0
 
