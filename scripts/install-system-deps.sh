@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian tools that Calyx's tests, demo and benchmarks call (real codecs for the
-# baselines, FluidSynth to render and check SoundFonts). Installs only what is missing.
+# baselines, FluidSynth to render and check SoundFonts, headless Chromium and its WebDriver to test
+# the HTML reports). Installs only what is missing.
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -10,6 +11,8 @@ have oggenc || need+=(vorbis-tools)
 have lame || need+=(lame)
 have flac || need+=(flac)
 have sf3convert || need+=(sf3convert)
+have chromium || need+=(chromium)
+have chromedriver || need+=(chromium-driver)
 if [ "${CALYX_WITH_SOUNDFONT:-0}" = 1 ] && [ ! -f /usr/share/sounds/sf2/MuseScore_General_Full.sf2 ]; then
   need+=(musescore-general-soundfont-lossless)
 fi
