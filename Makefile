@@ -32,10 +32,12 @@ lint: venv
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/mypy
 
-data: venv system-deps
+data: venv
+	CALYX_WITH_SOUNDFONT=1 bash scripts/install-system-deps.sh
 	$(PY) scripts/fetch_data.py
 
-demo: venv system-deps
+demo: venv
+	CALYX_WITH_SOUNDFONT=1 bash scripts/install-system-deps.sh
 	$(PY) scripts/demo.py
 
 bench: venv system-deps data

@@ -165,6 +165,8 @@ def _resynthesis_rows(lib: Library) -> list[Row]:
 
 
 CALYX_ROWS.append(_resynthesis_rows)
+from bench.calyx_rows import codec_rows  # noqa: E402, I001  (after Row, which it uses)
+CALYX_ROWS.append(codec_rows)
 
 
 def run(sf2: Path, *, instruments: tuple[str, ...] | None, cache: Path, quick: bool = False) -> str:
