@@ -43,13 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=("library", "recordings", "synth"))
     p.add_argument("--instruments", help="comma-separated keys of bench.library.INSTRUMENTS")
     p.add_argument("--quick", action="store_true", help="a subset of notes and clips (for a smoke run)")
+    p.add_argument("--library-output", default="library.md", help="file name of the library table in bench/results/")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     cache = datasets.data_root().parent / "cache"
     if args.only in (None, "library"):
         insts = tuple(args.instruments.split(",")) if args.instruments else None
         text = library.run(datasets.soundfont_path(), instruments=insts, cache=cache, quick=args.quick)
-        print(f"wrote {write_result('library.md', text)}")
+        print(f"wrote {write_result(args.library_output, text)}")
     if args.only in (None, "recordings"):
         text = recordings.run(recording_sets(args.quick))
         print(f"wrote {write_result('recordings.md', text)}")
