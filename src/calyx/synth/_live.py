@@ -89,7 +89,8 @@ def _import_sounddevice() -> Any:
         import sounddevice
     except ImportError as exc:
         raise LiveUnavailableError(
-            "live playback needs the optional packages sounddevice and python-rtmidi: pip install 'calyx[live]'"
+            "live playback (audio output and MIDI input) needs the optional packages sounddevice and "
+            "python-rtmidi: pip install 'calyx[live]'"
         ) from exc
     except OSError as exc:  # sounddevice raises OSError when the PortAudio library is missing
         raise LiveUnavailableError(
