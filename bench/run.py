@@ -40,7 +40,7 @@ def recording_sets(quick: bool) -> dict[str, list[recordings.Clip]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--only", choices=("library", "recordings", "synth"))
+    p.add_argument("--only", choices=("library", "recordings", "synth", "events-extra"))
     p.add_argument("--instruments", help="comma-separated keys of bench.library.INSTRUMENTS")
     p.add_argument("--quick", action="store_true", help="a subset of notes and clips (for a smoke run)")
     p.add_argument("--library-output", default="library.md", help="file name of the library table in bench/results/")
@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "synth"):
         text = synth.run(cache=cache, quick=args.quick)
         print(f"wrote {write_result('synth.md', text)}")
+    if args.only in (None, "events-extra"):
+        from bench import events_extra
+
+        text = events_extra.run()
+        print(f"wrote {write_result('events-extra.md', text)}")
     print(f"benchmarks done in {time.perf_counter() - t0:.0f} s")
     return 0
 
